@@ -159,9 +159,28 @@ pub struct ServeArgs {
     /// Largest single-image request body, in MiB.
     #[arg(long, env = "FACEGATE_MAX_IMAGE_MIB", default_value_t = 15)]
     pub max_image_mib: usize,
+    /// Connections open at once; past it, new ones wait their turn.
+    #[arg(long, env = "FACEGATE_MAX_CONNECTIONS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Seconds a client may take to send a request's headers (and that an
+    /// idle keep-alive connection stays open), and may let an upload stall.
+    #[arg(long, env = "FACEGATE_CLIENT_TIMEOUT_SECS", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub client_timeout_secs: u64,
 }
 
 impl ServeArgs {
+    pub fn connection_limits(&self) -> crate::conn::ConnectionLimits {
+        let client_timeout = std::time::Duration::from_secs(self.client_timeout_secs);
+        crate::conn::ConnectionLimits {
+            header_timeout: client_timeout,
+            body_idle_timeout: client_timeout,
+            max_connections: self.max_connections,
+            ..Default::default()
+        }
+    }
+
     pub fn service_config(&self) -> ServiceConfig {
         let defaults = ServiceConfig::default();
         ServiceConfig {

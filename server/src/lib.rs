@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod commands;
 pub mod config;
+pub mod conn;
 pub mod gallery;
 pub mod http;
 pub mod keys;

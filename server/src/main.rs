@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use server::api::ApiLimits;
 use server::auth::AdminAuth;
 use server::commands::{engine, gallery_bench, migrate, people};
 use server::config::{ServeArgs, StoreKind};
+use server::conn;
 use server::http::{self, AppState};
 use server::keys::ApiKeys;
 use server::limit::RateLimiter;
@@ -160,7 +160,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         check_in_limit,
         keys: keys.clone(),
     };
-    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = http::router(state);
+    let connection_limits = args.connection_limits();
     match tls {
         Some(config) => {
             let host =
@@ -169,12 +170,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 "FaceGate is listening on https://{host}:{} (open this address on the phone)",
                 args.addr.port()
             );
-            // `tap_io` only lends the listener axum's ConnectInfo support for any listener.
-            let listener = TlsListener::new(listener, config)?.tap_io(|_| ());
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .context("server failed")
+            let listener = TlsListener::new(listener, config)?;
+            conn::serve(listener, app, connection_limits, shutdown_signal()).await;
+            Ok(())
         }
         None => {
             // The address bound, which differs from `--addr` for port 0.
@@ -187,10 +185,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 };
                 tokio::spawn(run_tunnel(local, config));
             }
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .context("server failed")
+            conn::serve(listener, app, connection_limits, shutdown_signal()).await;
+            Ok(())
         }
     }
 }

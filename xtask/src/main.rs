@@ -74,8 +74,13 @@ impl SiteOptions {
 }
 
 fn workspace_root() -> PathBuf {
-    // xtask's manifest sits one folder below the workspace root.
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    // xtask's manifest sits one folder below the workspace root. `cargo run` says
+    // where it is now; the path compiled in is stale once the checkout has moved
+    // and cargo reuses a build of xtask made elsewhere.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// One browser bundle: a build of the `frontend` crate.
