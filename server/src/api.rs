@@ -87,7 +87,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(api: Api) -> Router<S> {
 /// Gives the refusals that axum makes itself (a query it cannot parse, a
 /// body that is not a form, a method a route does not take) the API's
 /// error shape, keeping their status and their reason.
-async fn errors_as_json(response: Response) -> Response {
+pub(crate) async fn errors_as_json(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -161,12 +161,21 @@ async fn login(State(api): State<Api>, request: Request) -> ApiResult<Response> 
     let body: LoginBody = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(format!("expected JSON {{\"password\": \"...\"}}: {e}"))
     })?;
-    let token = api.backend.login(body.password, client).await.map_err(|error| ApiError {
-        status: StatusCode::from_u16(error.status).unwrap_or(StatusCode::UNAUTHORIZED),
-        code: if error.status == 429 { "too_many_attempts" } else { "wrong_password" },
-        message: error.message,
-        details: None,
-    })?;
+    let token = match api.backend.login(body.password, client).await {
+        Ok(token) => token,
+        Err(error) if error.status == 429 => {
+            let mut refused =
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", error.message)
+                    .into_response();
+            let wait_s = crate::auth::FAILURE_WINDOW.as_secs();
+            refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait_s));
+            return Ok(refused);
+        }
+        Err(error) => {
+            let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::UNAUTHORIZED);
+            return Err(ApiError::new(status, "wrong_password", error.message));
+        }
+    };
     let cookie = session_cookie(&token, SESSION_MAX_AGE_S, api.backend.secure_cookies());
     Ok(([(header::SET_COOKIE, cookie)], Json(json!({ "token": token }))).into_response())
 }

@@ -16,7 +16,8 @@ pub const SESSION_TTL: Duration = Duration::from_secs(app::backend::SESSION_MAX_
 
 /// Failed logins a client may make per window before it is refused (429).
 const MAX_FAILURES: u32 = 5;
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// How long a client that failed `MAX_FAILURES` times waits to try again (at most).
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Why a login was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::gallery::MatchPolicy;
 use crate::service::{DEFAULT_GALLERY_THRESHOLD, ServiceConfig};
 use crate::store::LogRetention;
-use crate::vision::{DecodeLimits, DetectorKind};
+use crate::vision::{DEFAULT_MATCH_THRESHOLD, DecodeLimits, DetectorKind};
 
 /// Which store backend `facegate serve` uses.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,6 +60,10 @@ pub struct EngineArgs {
     /// How far the best person must be ahead of the second to be named.
     #[arg(long, env = "FACEGATE_MIN_MARGIN", default_value_t = 0.05)]
     pub min_margin: f32,
+    /// Lowest cosine similarity at which `verify` (POST /api/v1/verify) calls
+    /// two single photos the same person.
+    #[arg(long, env = "FACEGATE_VERIFY_THRESHOLD", default_value_t = DEFAULT_MATCH_THRESHOLD)]
+    pub verify_threshold: f32,
     /// Smallest face width in pixels to enrol; at check-in, a smaller face
     /// that matches nobody gets a "come closer" hint.
     #[arg(long, env = "FACEGATE_MIN_FACE_PX", default_value_t = 40.0)]
@@ -163,6 +167,15 @@ pub struct ServeArgs {
     #[arg(long, env = "FACEGATE_MAX_CONNECTIONS", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Connections open at once from one client address (behind a reverse
+    /// proxy or a tunnel, every client shares the proxy's).
+    #[arg(long, env = "FACEGATE_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_client: u32,
+    /// Lowest average upload rate, in KiB/s, that a request body must keep
+    /// once it has taken longer than the client timeout.
+    #[arg(long, env = "FACEGATE_MIN_UPLOAD_KIB_PER_SEC", default_value_t = 8)]
+    pub min_upload_kib_per_sec: u64,
     /// Seconds a client may take to send a request's headers (and that an
     /// idle keep-alive connection stays open), and may let an upload stall.
     #[arg(long, env = "FACEGATE_CLIENT_TIMEOUT_SECS", default_value_t = 20,
@@ -176,7 +189,9 @@ impl ServeArgs {
         crate::conn::ConnectionLimits {
             header_timeout: client_timeout,
             body_idle_timeout: client_timeout,
+            min_upload_rate: self.min_upload_kib_per_sec * 1024,
             max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
             ..Default::default()
         }
     }
@@ -189,6 +204,7 @@ impl ServeArgs {
                 threshold: self.engine.threshold,
                 min_margin: self.engine.min_margin,
             },
+            verify_threshold: self.engine.verify_threshold,
             min_face_px: self.engine.min_face_px,
             keep_thumbnails: self.keep_thumbnails,
             log_retention: if self.keep_names_in_log {

@@ -4,23 +4,28 @@
 //! - A deadline for each request's headers. It also closes keep-alive
 //!   connections that sit idle, so a client that opens sockets and sends
 //!   nothing (or a byte at a time) cannot hold them.
-//! - A deadline between the pieces of a request's body: an upload that stalls
-//!   ends in an error instead of holding its handler.
+//! - A deadline between the pieces of a request's body, and past a grace
+//!   period a lowest average upload rate: an upload that stalls, or trickles
+//!   in a byte at a time, ends in a 400 instead of holding its handler.
 //! - A cap on open connections, taken before accepting: past it, new clients
 //!   wait in the kernel's backlog instead of exhausting file descriptors.
+//! - A cap per client address, so that one client cannot take every slot of
+//!   the first cap: its connections past it are closed at once.
 //! - At shutdown, no new connections, and a bounded wait for requests in flight.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::serve::Listener;
-use hyper::body::Incoming;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{Semaphore, watch};
@@ -32,10 +37,16 @@ pub struct ConnectionLimits {
     /// Longest a client may take to send a request's headers, and so also how
     /// long an idle keep-alive connection stays open.
     pub header_timeout: Duration,
-    /// Longest a request's body may go without sending anything.
+    /// Longest a request's body may go without sending anything; also the
+    /// grace period before `min_upload_rate` applies.
     pub body_idle_timeout: Duration,
+    /// Lowest average rate of a request body, in bytes per second, once the
+    /// grace period is over.
+    pub min_upload_rate: u64,
     /// Connections open at once.
     pub max_connections: u32,
+    /// Connections open at once from one client address.
+    pub max_connections_per_client: u32,
     /// Longest the server waits at shutdown for the requests in flight.
     pub drain_timeout: Duration,
 }
@@ -44,8 +55,11 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             header_timeout: Duration::from_secs(20),
-            body_idle_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(20),
+            // 64 kbit/s: a phone on a poor mobile link still sends a photo.
+            min_upload_rate: 8 * 1024,
             max_connections: 512,
+            max_connections_per_client: 64,
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -64,6 +78,7 @@ pub async fn serve<L>(
     L: Listener<Addr = SocketAddr>,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let clients = Arc::new(ClientCounts::default());
     let (stopping, stop) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
     loop {
@@ -75,15 +90,21 @@ pub async fn serve<L>(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
+        let Some(client) = clients.admit(peer.ip(), limits.max_connections_per_client) else {
+            tracing::debug!("a client is over its connection limit; connection closed");
+            continue;
+        };
         let service = router.clone().map_request(move |request: Request<Incoming>| {
-            let mut request =
-                request.map(|body| Body::new(TimeoutBody::new(limits.body_idle_timeout, body)));
+            let mut request = request.map(|body| {
+                let body = MinRateBody::new(body, limits.body_idle_timeout, limits.min_upload_rate);
+                Body::new(TimeoutBody::new(limits.body_idle_timeout, body))
+            });
             request.extensions_mut().insert(ConnectInfo(peer));
             request
         });
         let mut stop = stop.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let (_slot, _client) = (slot, client);
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
             let mut connection =
@@ -115,6 +136,100 @@ pub async fn serve<L>(
     }
 }
 
+/// Open connections per client address.
+#[derive(Default)]
+struct ClientCounts(Mutex<HashMap<IpAddr, u32>>);
+
+impl ClientCounts {
+    /// Counts a new connection from `ip`, or None when it already has `max`.
+    fn admit(self: &Arc<Self>, ip: IpAddr, max: u32) -> Option<ClientConnection> {
+        let mut counts = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = counts.entry(ip).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientConnection { counts: self.clone(), ip })
+    }
+}
+
+/// One admitted connection; dropping it gives its place back.
+struct ClientConnection {
+    counts: Arc<ClientCounts>,
+    ip: IpAddr,
+}
+
+impl Drop for ClientConnection {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A request body that fails once, after `grace`, it has arrived more slowly
+/// than `min_rate` bytes per second on average. Checked as pieces arrive; a
+/// body that sends nothing at all is the idle deadline's to end.
+struct MinRateBody {
+    inner: Incoming,
+    started: Instant,
+    grace: Duration,
+    min_rate: u64,
+    received: u64,
+}
+
+impl MinRateBody {
+    fn new(inner: Incoming, grace: Duration, min_rate: u64) -> Self {
+        Self { inner, started: Instant::now(), grace, min_rate: min_rate.max(1), received: 0 }
+    }
+
+    fn too_slow(&self) -> bool {
+        let allowed =
+            self.grace + Duration::from_secs_f64(self.received as f64 / self.min_rate as f64);
+        self.started.elapsed() > allowed
+    }
+}
+
+impl HttpBody for MinRateBody {
+    type Data = hyper::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error.into()))),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let Some(data) = frame.data_ref() {
+            self.received += data.len() as u64;
+            if self.too_slow() {
+                let message = format!(
+                    "the upload is too slow (under {} KiB/s on average)",
+                    self.min_rate / 1024
+                );
+                return Poll::Ready(Some(Err(message.into())));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,9 +257,18 @@ mod tests {
         ConnectionLimits {
             header_timeout: Duration::from_millis(header_timeout_ms),
             body_idle_timeout: Duration::from_millis(header_timeout_ms),
+            min_upload_rate: 1024,
             max_connections,
+            max_connections_per_client: max_connections,
             drain_timeout: Duration::from_secs(5),
         }
+    }
+
+    /// A connection from another loopback address than 127.0.0.1.
+    async fn connect_from(source: [u8; 4], addr: SocketAddr) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((source, 0))).unwrap();
+        socket.connect(addr).await.unwrap()
     }
 
     /// Sends one request and reads the whole answer (the request asks to close).
@@ -191,6 +315,56 @@ mod tests {
         assert!(read.await.is_ok(), "the stalled upload was still open after 10 s");
         let answer = String::from_utf8_lossy(&answer);
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
+
+    /// Regression: a body sent a byte every few seconds reset the idle
+    /// deadline each time and held its connection for as long as it liked.
+    #[tokio::test]
+    async fn a_body_that_trickles_in_ends_in_a_client_error() {
+        let (addr, _stop) = start(limits(400, 8)).await;
+        let mut trickle = TcpStream::connect(addr).await.unwrap();
+        trickle
+            .write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if trickle.write_all(b"x").await.is_err() {
+                break;
+            }
+            let mut buffer = [0; 1024];
+            if let Ok(Ok(read)) =
+                tokio::time::timeout(Duration::from_millis(1), trickle.read(&mut buffer)).await
+            {
+                answer.extend_from_slice(&buffer[..read]);
+                break;
+            }
+        }
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), trickle.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("too slow"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn one_client_cannot_take_every_connection() {
+        let limits = ConnectionLimits { max_connections_per_client: 2, ..limits(60_000, 8) };
+        let (addr, _stop) = start(limits).await;
+        let _held =
+            [connect_from([127, 0, 0, 3], addr).await, connect_from([127, 0, 0, 3], addr).await];
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A third from the same address is closed unanswered...
+        let mut third = connect_from([127, 0, 0, 3], addr).await;
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{:?}", String::from_utf8_lossy(&rest));
+        // ... while another client is served.
+        let answer = get_root(&mut connect_from([127, 0, 0, 4], addr).await).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("127.0.0.4"), "{answer}");
     }
 
     #[tokio::test]

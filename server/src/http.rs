@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .leptos_routes_with_context(&state, routes, context.clone(), move || shell(leptos.clone()))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, shell))
         .layer(body_limit)
+        .layer(middleware::from_fn(api_errors_as_json))
         .layer(middleware::from_fn(server_fn_guard))
         .layer(middleware::from_fn_with_state(state.backend.clone(), admin_pages_gate))
         .layer(middleware::from_fn(client_addr))
@@ -86,6 +87,14 @@ pub fn router(state: AppState) -> Router {
         // a flood of deliberate 503s under load must not flood the log.
         .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
+}
+
+/// The API's error shape for refusals made outside the API's own router
+/// (the body limit above it, say).
+async fn api_errors_as_json(request: Request, next: Next) -> Response {
+    let api = request.uri().path().starts_with("/api/v1/");
+    let response = next.run(request).await;
+    if api { api::errors_as_json(response).await } else { response }
 }
 
 fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {

@@ -51,6 +51,9 @@ pub struct ServiceConfig {
     /// The detector used unless a request names another.
     pub detector: DetectorKind,
     pub policy: MatchPolicy,
+    /// Lowest similarity at which `verify` calls two photos the same person
+    /// (one pair, not a gallery search: see [`DEFAULT_GALLERY_THRESHOLD`]).
+    pub verify_threshold: f32,
     /// Smallest face width (pixels) accepted for enrolment and matched at check-in.
     pub min_face_px: f32,
     /// Keep a small JPEG of the face with each check-in.
@@ -72,6 +75,7 @@ impl Default for ServiceConfig {
         Self {
             detector: DetectorKind::default(),
             policy: MatchPolicy { threshold: DEFAULT_GALLERY_THRESHOLD, min_margin: 0.05 },
+            verify_threshold: crate::vision::DEFAULT_MATCH_THRESHOLD,
             min_face_px: 40.0,
             keep_thumbnails: false,
             log_retention: LogRetention::ForgetNames,
@@ -86,9 +90,11 @@ impl Default for ServiceConfig {
 /// Default pixel limit of a check-in frame, in megapixels (a 4K frame is 8.3).
 pub const DEFAULT_CHECK_IN_MEGAPIXELS: u64 = 12;
 
-/// Longest side a check-in frame is looked at with; larger ones are shrunk
-/// first (the browser sends at most 640 pixels).
-const CHECK_IN_MAX_SIDE: u32 = 1920;
+/// Longest side an image is analysed at; larger ones are shrunk first. A
+/// face fills enough of it to be found and embedded, and detection on a
+/// 40-megapixel original would take seconds and gigabytes. (The browser sends
+/// check-in frames of at most 640 pixels.)
+const ANALYSIS_MAX_SIDE: u32 = 1920;
 
 /// Which check-in attempts go into the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,6 +257,10 @@ pub struct Service {
     config: ServiceConfig,
     pool: InferencePool,
     ready: AtomicBool,
+    /// Held by an enrolment from its duplicate and look-alike checks until its
+    /// faces are in the gallery, so that two enrolments of the same photos or
+    /// face cannot both pass the checks before either is stored.
+    enrolling: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// One analysed photo on its way into the store.
@@ -277,6 +287,7 @@ impl Service {
             pool: InferencePool::new(config.workers, config.max_queue),
             config,
             ready: AtomicBool::new(false),
+            enrolling: Arc::default(),
         };
         service.load_gallery().await?;
         Ok(service)
@@ -341,11 +352,11 @@ impl Service {
         allow_lookalike: bool,
     ) -> Result<EnrolReport, ServiceError> {
         let name = validate_name(name)?;
+        let enrolling = self.enrolling.clone().lock_owned().await;
         let (accepted, outcomes) = self.screen_photos(photos, None, allow_lookalike).await?;
-        let (person, records) = self.store.create_person(&name, accepted).await?;
-        self.gallery
-            .insert(records.into_iter().map(gallery_row))
-            .map_err(|e| ServiceError::Internal(e.into()))?;
+        let person = self
+            .commit(enrolling, |store| async move { store.create_person(&name, accepted).await })
+            .await?;
         tracing::info!(person_id = %person.id, photos = person.photos, "person enrolled");
         Ok(EnrolReport { person: Some(person), photos: outcomes })
     }
@@ -358,14 +369,44 @@ impl Service {
         photos: Vec<Upload>,
         allow_lookalike: bool,
     ) -> Result<EnrolReport, ServiceError> {
+        let enrolling = self.enrolling.clone().lock_owned().await;
         self.store.person(person_id).await?;
         let (accepted, outcomes) =
             self.screen_photos(photos, Some(person_id), allow_lookalike).await?;
-        let records = self.store.add_faces(person_id, accepted).await?;
-        self.gallery
-            .insert(records.into_iter().map(gallery_row))
-            .map_err(|e| ServiceError::Internal(e.into()))?;
+        let owner = person_id.to_owned();
+        self.commit(enrolling, |store| async move {
+            let records = store.add_faces(&owner, accepted).await?;
+            Ok(((), records))
+        })
+        .await?;
         Ok(EnrolReport { person: Some(self.store.person(person_id).await?), photos: outcomes })
+    }
+
+    /// Runs an enrolment's store write and adds its faces to the gallery, in a
+    /// task of its own: a caller that goes away (a closed connection drops its
+    /// request) must not leave faces stored but missing from the gallery, or
+    /// let the next enrolment in before they are there.
+    async fn commit<T, W>(
+        &self,
+        enrolling: tokio::sync::OwnedMutexGuard<()>,
+        write: impl FnOnce(Arc<dyn Store>) -> W,
+    ) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        W: Future<Output = Result<(T, Vec<FaceRecord>), StoreError>> + Send + 'static,
+    {
+        let write = write(self.store.clone());
+        let gallery = self.gallery.clone();
+        tokio::spawn(async move {
+            let _enrolling = enrolling;
+            let (written, records) = write.await?;
+            gallery
+                .insert(records.into_iter().map(gallery_row))
+                .map_err(|e| ServiceError::Internal(e.into()))?;
+            Ok(written)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("enrolment task failed: {e}")))?
     }
 
     /// Analyses each photo and sorts it into accepted faces and refusals.
@@ -459,6 +500,7 @@ impl Service {
                 let Upload { label, bytes } = upload;
                 let image = decode_image(&bytes, &limits)
                     .map_err(|source| ServiceError::Image { label: label.clone(), source })?;
+                let image = shrink_to(&image, ANALYSIS_MAX_SIDE);
                 let faces = engine.detect(&image, detector).map_err(ServiceError::Internal)?;
                 let face = match faces.as_slice() {
                     [] => return Err(ServiceError::NoFace { label }),
@@ -528,8 +570,7 @@ impl Service {
             .run(move || -> Result<_, ServiceError> {
                 let image = decode_image(&frame, &limits)
                     .map_err(|source| ServiceError::Image { label: "frame".to_owned(), source })?;
-                // A camera frame is far smaller; a huge one would only cost time.
-                let image = shrink_to(&image, CHECK_IN_MAX_SIDE);
+                let image = shrink_to(&image, ANALYSIS_MAX_SIDE);
                 let faces = engine.detect(&image, detector).map_err(ServiceError::Internal)?;
                 let Some(face) = largest_face(&faces).cloned() else {
                     return Ok((image.dimensions(), 0, None));
@@ -663,13 +704,14 @@ impl Service {
     pub async fn verify(&self, a: Upload, b: Upload) -> Result<Verification, ServiceError> {
         let engine = self.engine.clone();
         let (detector, limits) = (self.config.detector, self.config.decode_limits);
-        let threshold = self.config.policy.threshold;
+        let threshold = self.config.verify_threshold;
         self.pool
             .run(move || {
                 let mut embeddings = Vec::with_capacity(2);
                 for Upload { label, bytes } in [a, b] {
                     let image = decode_image(&bytes, &limits)
                         .map_err(|source| ServiceError::Image { label: label.clone(), source })?;
+                    let image = shrink_to(&image, ANALYSIS_MAX_SIDE);
                     let faces = engine.detect(&image, detector).map_err(ServiceError::Internal)?;
                     let face = largest_face(&faces).ok_or(ServiceError::NoFace { label })?;
                     embeddings.push(embed_crop(&engine, engine.crop(&image, face))?);
@@ -845,6 +887,12 @@ pub fn validate_name(name: &str) -> Result<String, ServiceError> {
     if name.chars().any(char::is_control) {
         return Err(ServiceError::InvalidName("the name contains control characters".to_owned()));
     }
+    // Bidirectional overrides and isolates make a name display as something it is not.
+    if name.chars().any(|c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')) {
+        return Err(ServiceError::InvalidName(
+            "the name contains text-direction control characters".to_owned(),
+        ));
+    }
     Ok(name.to_owned())
 }
 
@@ -915,6 +963,8 @@ mod tests {
         assert!(matches!(validate_name("   "), Err(ServiceError::InvalidName(_))));
         assert!(matches!(validate_name(&"x".repeat(101)), Err(ServiceError::InvalidName(_))));
         assert!(matches!(validate_name("a\u{0}b"), Err(ServiceError::InvalidName(_))));
+        assert!(matches!(validate_name("Ada \u{202E}ecalevol"), Err(ServiceError::InvalidName(_))));
+        assert_eq!(validate_name("Zoë Ørsted 李").unwrap(), "Zoë Ørsted 李");
     }
 
     #[test]

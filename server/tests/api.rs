@@ -6,6 +6,7 @@ mod support;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use support::{Multipart, TestApi, photos};
+use tower::ServiceExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrolled_people_are_recognised_strangers_are_not_and_a_restart_changes_nothing() {
@@ -290,4 +291,85 @@ async fn api_keys_open_the_api_until_revoked() {
         (status, body["error"]["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("unauthorized"))
     );
+}
+
+/// Regression: enrolments of the same photos sent at once all passed the
+/// duplicate check before any was stored, making several copies of one
+/// person, whom check-in then could not tell apart from themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_enrolments_of_the_same_photos_make_one_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = std::sync::Arc::new(TestApi::open(dir.path()).await);
+    let mindy = photos("train", "mindy_kaling");
+    let attempts = (0..4).map(|_| {
+        let (api, mindy) = (api.clone(), mindy[..3].to_vec());
+        tokio::spawn(async move { api.enrol("Mindy", &mindy).await })
+    });
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap().0);
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::CREATED,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::UNPROCESSABLE_ENTITY
+        ]
+    );
+    let (_, people) = api.send(Request::get("/api/v1/people"), Body::empty()).await;
+    assert_eq!(people["people"].as_array().unwrap().len(), 1, "{people}");
+
+    let answer = api.check_in(&photos("val", "mindy_kaling")[0]).await;
+    assert_eq!(answer["status"], "recognised", "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_compares_two_photos_at_the_pairwise_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = TestApi::open(dir.path()).await;
+    let verify = async |a: &std::path::Path, b: &std::path::Path| {
+        let mut form = Multipart::new();
+        form.file("a", a);
+        form.file("b", b);
+        let (status, verdict) = api.send(form.request("/api/v1/verify"), form.body()).await;
+        assert_eq!(status, StatusCode::OK, "{verdict}");
+        verdict
+    };
+    // Two clear frontal photos (similarity 0.86); some of the set's are far harder.
+    let elton = photos("train", "elton_john");
+    let pick = |start: &str| {
+        elton
+            .iter()
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(start))
+            .unwrap()
+            .clone()
+    };
+    let (a, b) = (pick("httpiamediaimdbcom"), pick("httpimagesmtvcom"));
+    let same = verify(&a, &b).await;
+    assert_eq!(same["threshold"].as_f64().unwrap() as f32, server::vision::DEFAULT_MATCH_THRESHOLD);
+    assert_eq!(same["same_person"], true, "{same}");
+    let different = verify(&a, &photos("train", "madonna")[0]).await;
+    assert_eq!(different["same_person"], false, "{different}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_passwords_lock_the_client_out_and_say_for_how_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = TestApi::open(dir.path()).await;
+    let log_in = async |password: &str| {
+        let request = Request::post("/api/v1/session")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(format!(r#"{{"password": "{password}"}}"#)))
+            .unwrap();
+        api.router.clone().oneshot(request).await.unwrap()
+    };
+    for _ in 0..5 {
+        assert_eq!(log_in("guess").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let locked = log_in(support::ADMIN_PASSWORD).await;
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(locked.headers()[header::RETRY_AFTER], "60");
 }

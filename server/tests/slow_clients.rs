@@ -1,6 +1,7 @@
-//! Clients that connect and then send nothing, or stop half-way through an
-//! upload, against a real `facegate serve`: they are cut off, the server goes
-//! on answering everyone else, and SIGTERM still ends it cleanly.
+//! Clients that misbehave at the connection level, against a real `facegate
+//! serve`: they connect and send nothing, stop half-way through an upload, or
+//! announce one larger than any limit. They are answered or cut off, the
+//! server goes on answering everyone else, and SIGTERM still ends it cleanly.
 
 mod support;
 
@@ -66,6 +67,20 @@ fn silent_and_stalled_clients_are_cut_off_and_others_are_served() {
     assert!(answer.contains(r#""code":"bad_request""#), "{answer}");
     let (status, body) = client.request("GET", "/api/v1/health", None, &[]).unwrap();
     assert_eq!(status, 200, "{body}");
+
+    // An upload announced larger than any limit is refused before it is read,
+    // in the API's own error shape.
+    let mut huge = TcpStream::connect(client.addr).unwrap();
+    let head = format!(
+        "POST /api/v1/people HTTP/1.1\r\nHost: gate\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 1000000000\r\n\r\n",
+        client.token
+    );
+    huge.write_all(head.as_bytes()).unwrap();
+    let answer = read_until_closed(&mut huge, Duration::from_secs(30))
+        .expect("the oversized upload was still open after 30 s");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains(r#""code":"body_too_large""#), "{answer}");
 
     // SIGTERM: the server stops accepting and exits cleanly.
     let pid = server.child.id().to_string();

@@ -88,6 +88,7 @@ async fn start_service(store: &StoreArgs, engine: &EngineArgs) -> anyhow::Result
     let config = ServiceConfig {
         detector,
         policy: MatchPolicy { threshold: engine.threshold, min_margin: engine.min_margin },
+        verify_threshold: engine.verify_threshold,
         min_face_px: engine.min_face_px,
         ..ServiceConfig::default()
     };
@@ -136,6 +137,14 @@ pub async fn run_enroll(args: EnrollArgs) -> anyhow::Result<()> {
                 report.photos
             }
             Err(ServiceError::NothingEnrolled(_, outcomes)) => outcomes,
+            // A folder whose name cannot be a person's: its photos are skipped, the rest go on.
+            Err(error @ ServiceError::InvalidName(_)) => {
+                let reason = format!("the folder name cannot be used: {error}");
+                summary
+                    .skipped
+                    .extend(photos.iter().map(|p| (p.display().to_string(), reason.clone())));
+                continue;
+            }
             Err(error) => return Err(anyhow::anyhow!("{name}: {error}")),
         };
         for outcome in outcomes {
@@ -170,7 +179,7 @@ fn person_folders(dir: &Path) -> anyhow::Result<BTreeMap<String, Vec<PathBuf>>> 
         std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
-        if !path.is_dir() {
+        if !path.is_dir() || file_label(&path).starts_with('.') {
             continue;
         }
         let name =

@@ -88,8 +88,10 @@ impl SqliteStore {
         }
         let mut db = Connection::open(dir.join("facegate.sqlite3")).map_err(unavailable)?;
         db.execute_batch(
+            // secure_delete: deleted rows (names, embeddings) are overwritten, not
+            // left in free pages where a copy of the file would still hold them.
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 5000;",
+             PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;",
         )
         .map_err(unavailable)?;
         migrate(&mut db)?;
@@ -407,6 +409,12 @@ impl Store for SqliteStore {
             // Photos and faces go with the person (ON DELETE CASCADE).
             tx.execute("DELETE FROM people WHERE id = ?1", [&person_id]).map_err(unavailable)?;
             tx.commit().map_err(unavailable)?;
+            // The write-ahead log still holds the pages as they were before the
+            // deletion: fold it into the database and empty it. Readers elsewhere
+            // can make this a partial checkpoint; the next deletion retries.
+            if let Err(error) = db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+                tracing::warn!(%error, "cannot empty the write-ahead log after a deletion");
+            }
 
             let photos = photo_ids.iter().map(|id| inner.photo_path(id));
             let thumbs = thumb_ids.iter().map(|id| inner.thumb_path(id));
@@ -638,6 +646,39 @@ mod tests {
         db.pragma_update(None, "user_version", 99).unwrap();
         drop(db);
         assert!(matches!(SqliteStore::open(dir.path()), Err(StoreError::Corrupt(_))));
+    }
+
+    /// Regression: a deleted person's name and embeddings stayed readable in
+    /// the database file's free pages and in its write-ahead log.
+    #[tokio::test]
+    async fn deletion_leaves_no_trace_in_the_database_files() {
+        let dir = tempdir();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let name = "Zebulon Quartermaine";
+        let mut faces = vec![super::super::contract::face(7), super::super::contract::face(8)];
+        // Embeddings with a byte pattern that nothing else in the file has.
+        for face in &mut faces {
+            face.embedding = (0..128).map(|i| 0.123_456_79 + i as f32 * 1e-3).collect();
+        }
+        let needle = embedding_to_blob(&faces[0].embedding)[..64].to_vec();
+        let (person, _) = store.create_person(name, faces).await.unwrap();
+        let files = || {
+            ["facegate.sqlite3", "facegate.sqlite3-wal"]
+                .iter()
+                .filter_map(|file| fs::read(dir.path().join(file)).ok())
+                .collect::<Vec<_>>()
+        };
+        let holds = |bytes: &[u8], what: &[u8]| bytes.windows(what.len()).any(|w| w == what);
+        assert!(
+            files().iter().any(|bytes| holds(bytes, name.as_bytes())),
+            "the name was never written"
+        );
+
+        store.delete_person(&person.id, LogRetention::ForgetNames).await.unwrap();
+        for bytes in files() {
+            assert!(!holds(&bytes, name.as_bytes()), "the deleted name is still in the files");
+            assert!(!holds(&bytes, &needle), "a deleted embedding is still in the files");
+        }
     }
 
     fn tempdir() -> tempfile::TempDir {
