@@ -133,10 +133,7 @@ async fn require_admin(
     if key.is_some_and(|key| api.keys.is_valid(key)) {
         return next.run(request).await;
     }
-    let token = session_from_headers(request.headers()).or_else(|| {
-        let header = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-        header.strip_prefix("Bearer ").map(str::to_owned)
-    });
+    let token = session_token(request.headers());
     if token.is_some_and(|token| api.backend.is_admin_session(&token)) {
         next.run(request).await
     } else {
@@ -155,9 +152,9 @@ struct LoginBody {
 async fn login(State(api): State<Api>, request: Request) -> ApiResult<Response> {
     let client =
         request.extensions().get::<ClientAddr>().map(|addr| addr.0.clone()).unwrap_or_default();
-    let bytes = axum::body::to_bytes(request.into_body(), 64 << 10)
-        .await
-        .map_err(|_| ApiError::bad_request("the login body is too large"))?;
+    let bytes = axum::body::to_bytes(request.into_body(), 64 << 10).await.map_err(|error| {
+        ApiError::bad_request(format!("cannot read the login body (at most 64 KiB): {error}"))
+    })?;
     let body: LoginBody = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(format!("expected JSON {{\"password\": \"...\"}}: {e}"))
     })?;
@@ -180,11 +177,20 @@ async fn login(State(api): State<Api>, request: Request) -> ApiResult<Response> 
     Ok(([(header::SET_COOKIE, cookie)], Json(json!({ "token": token }))).into_response())
 }
 
+/// Ends the session whichever way it was sent: cookie or bearer token.
 async fn logout(State(api): State<Api>, request: Request) -> StatusCode {
-    if let Some(token) = session_from_headers(request.headers()) {
+    if let Some(token) = session_token(request.headers()) {
         api.backend.logout(&token);
     }
     StatusCode::NO_CONTENT
+}
+
+/// The session token of a request: the cookie, else `Authorization: Bearer`.
+fn session_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    session_from_headers(headers).or_else(|| {
+        let header = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        header.strip_prefix("Bearer ").map(str::to_owned)
+    })
 }
 
 /// An error as the API reports it.

@@ -172,8 +172,8 @@ pub struct ServeArgs {
     #[arg(long, env = "FACEGATE_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_client: u32,
-    /// Lowest average upload rate, in KiB/s, that a request body must keep
-    /// once it has taken longer than the client timeout.
+    /// Lowest upload rate, in KiB/s, that a request body must keep over each
+    /// stretch of the client timeout.
     #[arg(long, env = "FACEGATE_MIN_UPLOAD_KIB_PER_SEC", default_value_t = 8)]
     pub min_upload_kib_per_sec: u64,
     /// Seconds a client may take to send a request's headers (and that an

@@ -4,9 +4,10 @@
 //! - A deadline for each request's headers. It also closes keep-alive
 //!   connections that sit idle, so a client that opens sockets and sends
 //!   nothing (or a byte at a time) cannot hold them.
-//! - A deadline between the pieces of a request's body, and past a grace
-//!   period a lowest average upload rate: an upload that stalls, or trickles
-//!   in a byte at a time, ends in a 400 instead of holding its handler.
+//! - A deadline between the pieces of a request's body, and a lowest upload
+//!   rate over each stretch of that length: an upload that stalls, or trickles
+//!   in a byte at a time (after a fast start or not), ends in a 400 instead of
+//!   holding its handler.
 //! - A cap on open connections, taken before accepting: past it, new clients
 //!   wait in the kernel's backlog instead of exhausting file descriptors.
 //! - A cap per client address, so that one client cannot take every slot of
@@ -38,10 +39,9 @@ pub struct ConnectionLimits {
     /// long an idle keep-alive connection stays open.
     pub header_timeout: Duration,
     /// Longest a request's body may go without sending anything; also the
-    /// grace period before `min_upload_rate` applies.
+    /// stretch over which `min_upload_rate` is measured.
     pub body_idle_timeout: Duration,
-    /// Lowest average rate of a request body, in bytes per second, once the
-    /// grace period is over.
+    /// Lowest rate of a request body over each stretch, in bytes per second.
     pub min_upload_rate: u64,
     /// Connections open at once.
     pub max_connections: u32,
@@ -171,26 +171,36 @@ impl Drop for ClientConnection {
     }
 }
 
-/// A request body that fails once, after `grace`, it has arrived more slowly
-/// than `min_rate` bytes per second on average. Checked as pieces arrive; a
-/// body that sends nothing at all is the idle deadline's to end.
+/// A request body that fails when a stretch of `window` brings fewer than
+/// `min_rate` bytes per second: checked as pieces arrive, stretch by stretch,
+/// so that a fast start buys no time for a trickle after it. A body that
+/// sends nothing at all is the idle deadline's to end.
 struct MinRateBody {
     inner: Incoming,
-    started: Instant,
-    grace: Duration,
+    window: Duration,
     min_rate: u64,
-    received: u64,
+    window_started: Instant,
+    window_bytes: u64,
 }
 
 impl MinRateBody {
-    fn new(inner: Incoming, grace: Duration, min_rate: u64) -> Self {
-        Self { inner, started: Instant::now(), grace, min_rate: min_rate.max(1), received: 0 }
+    fn new(inner: Incoming, window: Duration, min_rate: u64) -> Self {
+        let now = Instant::now();
+        Self { inner, window, min_rate, window_started: now, window_bytes: 0 }
     }
 
-    fn too_slow(&self) -> bool {
-        let allowed =
-            self.grace + Duration::from_secs_f64(self.received as f64 / self.min_rate as f64);
-        self.started.elapsed() > allowed
+    /// Counts `bytes` that just arrived; false when the stretch that ended
+    /// with them was too slow.
+    fn keeps_pace(&mut self, bytes: u64) -> bool {
+        self.window_bytes += bytes;
+        let elapsed = self.window_started.elapsed();
+        if elapsed < self.window {
+            return true;
+        }
+        let fast_enough = self.window_bytes as f64 >= self.min_rate as f64 * elapsed.as_secs_f64();
+        self.window_started = Instant::now();
+        self.window_bytes = 0;
+        fast_enough
     }
 }
 
@@ -208,15 +218,14 @@ impl HttpBody for MinRateBody {
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => return Poll::Pending,
         };
-        if let Some(data) = frame.data_ref() {
-            self.received += data.len() as u64;
-            if self.too_slow() {
-                let message = format!(
-                    "the upload is too slow (under {} KiB/s on average)",
-                    self.min_rate / 1024
-                );
-                return Poll::Ready(Some(Err(message.into())));
-            }
+        let bytes = frame.data_ref().map_or(0, |data| data.len() as u64);
+        if !self.keeps_pace(bytes) {
+            let message = format!(
+                "the upload is too slow (under {} KiB/s over {} s)",
+                self.min_rate / 1024,
+                self.window.as_secs()
+            );
+            return Poll::Ready(Some(Err(message.into())));
         }
         Poll::Ready(Some(Ok(frame)))
     }
@@ -317,33 +326,47 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     }
 
-    /// Regression: a body sent a byte every few seconds reset the idle
-    /// deadline each time and held its connection for as long as it liked.
-    #[tokio::test]
-    async fn a_body_that_trickles_in_ends_in_a_client_error() {
-        let (addr, _stop) = start(limits(400, 8)).await;
-        let mut trickle = TcpStream::connect(addr).await.unwrap();
-        trickle
-            .write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n")
-            .await
-            .unwrap();
+    /// Sends `opening`, then a byte every 100 ms for at most 4 s; the answer.
+    async fn trickle(addr: SocketAddr, opening: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(opening).await.unwrap();
         let mut answer = Vec::new();
         for _ in 0..40 {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            if trickle.write_all(b"x").await.is_err() {
+            if stream.write_all(b"x").await.is_err() {
                 break;
             }
             let mut buffer = [0; 1024];
             if let Ok(Ok(read)) =
-                tokio::time::timeout(Duration::from_millis(1), trickle.read(&mut buffer)).await
+                tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buffer)).await
             {
                 answer.extend_from_slice(&buffer[..read]);
                 break;
             }
         }
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), trickle.read_to_end(&mut answer)).await;
-        let answer = String::from_utf8_lossy(&answer);
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    /// Regression: a body sent a byte every few seconds reset the idle
+    /// deadline each time and held its connection for as long as it liked.
+    #[tokio::test]
+    async fn a_body_that_trickles_in_ends_in_a_client_error() {
+        let (addr, _stop) = start(limits(400, 8)).await;
+        let answer =
+            trickle(addr, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("too slow"), "{answer}");
+    }
+
+    /// Regression: with the rate averaged from the start, a fast first burst
+    /// bought a trickle after it time in proportion (8 KiB: 8 s here).
+    #[tokio::test]
+    async fn a_fast_start_buys_a_trickle_no_time() {
+        let (addr, _stop) = start(limits(400, 8)).await;
+        let mut opening = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n".to_vec();
+        opening.extend_from_slice(&[b'x'; 8 * 1024]);
+        let answer = trickle(addr, &opening).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
         assert!(answer.contains("too slow"), "{answer}");
     }

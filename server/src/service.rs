@@ -649,7 +649,17 @@ impl Service {
                 detector: detector.to_string(),
                 thumbnail_jpeg: thumbnail,
             };
-            result.check_in = Some(self.store.record_check_in(entry).await?);
+            match self.store.record_check_in(entry).await {
+                Ok(recorded) => result.check_in = Some(recorded),
+                // Deleted between the search and the log: to this frame, nobody.
+                Err(StoreError::PersonNotFound(_)) => {
+                    result.status = CheckInStatus::Unknown;
+                    result.person_id = None;
+                    result.person_name = None;
+                    result.margin = None;
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
         Ok(result)
     }

@@ -373,3 +373,17 @@ async fn repeated_wrong_passwords_lock_the_client_out_and_say_for_how_long() {
     assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(locked.headers()[header::RETRY_AFTER], "60");
 }
+
+/// Regression: logging out with `Authorization: Bearer` answered 204 and
+/// left the token working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_with_a_bearer_token_ends_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = TestApi::open(dir.path()).await;
+    let (status, _) = api.send(Request::get("/api/v1/people"), Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.send(Request::delete("/api/v1/session"), Body::empty()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, refused) = api.send(Request::get("/api/v1/people"), Body::empty()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{refused}");
+}

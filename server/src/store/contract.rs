@@ -167,6 +167,17 @@ pub async fn keeps_check_in_thumbnails(store: &dyn Store) {
 
 /// Runs the whole contract against a backend. `$make` is a closure taking a
 /// fresh temporary folder (a `PathBuf`) and returning a future of an empty store.
+/// A check-in that names a person deleted meanwhile (the gallery answered
+/// just before the deletion) is refused as not found, not as a store fault.
+pub async fn refuses_check_ins_of_people_who_are_gone(store: &dyn Store) {
+    let (person, _) = store.create_person("Gone Soon", vec![face(9)]).await.unwrap();
+    store.delete_person(&person.id, LogRetention::ForgetNames).await.unwrap();
+    let refused =
+        store.record_check_in(check_in(1_000, Some((&person.id, "Gone Soon")), true)).await;
+    assert!(matches!(refused, Err(StoreError::PersonNotFound(_))), "{refused:?}");
+    assert!(store.check_ins(&CheckInQuery::default()).await.unwrap().is_empty());
+}
+
 #[macro_export]
 macro_rules! store_contract_tests {
     ($make:expr) => {
@@ -179,7 +190,8 @@ macro_rules! store_contract_tests {
             deletion_erases_photos_faces_and_thumbnails,
             deletion_can_keep_names_in_the_log,
             lists_check_ins_newest_first_with_filters,
-            keeps_check_in_thumbnails
+            keeps_check_in_thumbnails,
+            refuses_check_ins_of_people_who_are_gone
         );
     };
     (@each $make:expr; $($name:ident),*) => {

@@ -556,6 +556,14 @@ impl Store for SqliteStore {
             );
             if let Err(error) = recorded {
                 inner.remove_files([inner.thumb_path(&id)]);
+                // The person was deleted after the gallery named them.
+                if let rusqlite::Error::SqliteFailure(failure, _) = &error
+                    && failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+                {
+                    return Err(StoreError::PersonNotFound(
+                        check_in.person_id.clone().unwrap_or_default(),
+                    ));
+                }
                 return Err(unavailable(error));
             }
             let has_thumbnail = check_in.thumbnail_jpeg.is_some();
