@@ -21,6 +21,8 @@ pub struct BackendError {
     pub message: String,
     /// The HTTP status that fits (4xx for the caller's mistakes).
     pub status: u16,
+    /// Seconds to wait before trying again, for a 429 or 503.
+    pub retry_after_s: Option<u64>,
 }
 
 /// A photo handed to enrolment: file name and bytes.
@@ -86,6 +88,11 @@ pub fn backend() -> Result<Arc<dyn Backend>, ServerFnError> {
 /// Turns a backend failure into a server-function error with its status set.
 pub fn fail(error: BackendError) -> ServerFnError {
     set_status(error.status);
+    if let Some(wait_s) = error.retry_after_s
+        && let Some(response) = use_context::<leptos_axum::ResponseOptions>()
+    {
+        response.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(wait_s));
+    }
     ServerFnError::new(error.message)
 }
 

@@ -31,6 +31,7 @@ fn backend_error(error: ServiceError) -> BackendError {
         code: api.code().to_owned(),
         message: api.message().to_owned(),
         status: api.status().as_u16(),
+        retry_after_s: (api.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE).then_some(1),
     }
 }
 
@@ -57,6 +58,7 @@ impl Backend for WebBackend {
                         "too many check-ins from this device; try again in {wait_s} s"
                     ),
                     status: 429,
+                    retry_after_s: Some(wait_s),
                 });
             }
             let logging = if log_unknown { LogPolicy::Everything } else { LogPolicy::Recognised };
@@ -154,6 +156,7 @@ impl Backend for WebBackend {
             code: "invalid_key".to_owned(),
             message: format!("{error:#}"),
             status: 400,
+            retry_after_s: None,
         })?;
         Ok((key_info(record), secret))
     }
@@ -165,6 +168,7 @@ impl Backend for WebBackend {
                 code: "not_found".to_owned(),
                 message: format!("no API key with id {id}"),
                 status: 404,
+                retry_after_s: None,
             }),
             Err(error) => {
                 tracing::error!(error = %format!("{error:#}"), "cannot revoke an API key");
@@ -172,6 +176,7 @@ impl Backend for WebBackend {
                     code: "internal".to_owned(),
                     message: "internal error".to_owned(),
                     status: 500,
+                    retry_after_s: None,
                 })
             }
         }
@@ -195,11 +200,13 @@ impl Backend for WebBackend {
                     code: "wrong_password".to_owned(),
                     message: error.to_string(),
                     status: 401,
+                    retry_after_s: None,
                 }),
                 Ok(Err(error @ LoginError::TooManyAttempts)) => Err(BackendError {
                     code: "too_many_attempts".to_owned(),
                     message: error.to_string(),
                     status: 429,
+                    retry_after_s: Some(crate::auth::FAILURE_WINDOW.as_secs()),
                 }),
                 Err(error) => {
                     tracing::error!(%error, "login task failed");
@@ -207,6 +214,7 @@ impl Backend for WebBackend {
                         code: "internal".to_owned(),
                         message: "internal error".to_owned(),
                         status: 500,
+                        retry_after_s: None,
                     })
                 }
             }
