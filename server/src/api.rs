@@ -164,8 +164,9 @@ async fn login(State(api): State<Api>, request: Request) -> ApiResult<Response> 
             let mut refused =
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", error.message)
                     .into_response();
-            let wait_s = crate::auth::FAILURE_WINDOW.as_secs();
-            refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait_s));
+            if let Some(wait_s) = error.retry_after_s {
+                refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait_s));
+            }
             return Ok(refused);
         }
         Err(error) => {
@@ -217,6 +218,11 @@ impl ApiError {
 
     /// The message a person sees (generic for internal faults, whose detail
     /// is only logged).
+    /// Seconds to wait before trying again: a full inference queue drains fast.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        (self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1)
+    }
+
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -269,13 +275,14 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after_s = self.retry_after_s();
         let mut body = json!({ "error": { "code": self.code, "message": self.message } });
         if let Some(details) = self.details {
             body["error"]["details"] = details;
         }
         let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(wait_s) = retry_after_s {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait_s));
         }
         response
     }

@@ -31,7 +31,7 @@ fn backend_error(error: ServiceError) -> BackendError {
         code: api.code().to_owned(),
         message: api.message().to_owned(),
         status: api.status().as_u16(),
-        retry_after_s: (api.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE).then_some(1),
+        retry_after_s: api.retry_after_s(),
     }
 }
 

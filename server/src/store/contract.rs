@@ -165,8 +165,6 @@ pub async fn keeps_check_in_thumbnails(store: &dyn Store) {
     assert!(matches!(store.photo_jpeg("missing").await, Err(StoreError::PhotoNotFound(_))));
 }
 
-/// Runs the whole contract against a backend. `$make` is a closure taking a
-/// fresh temporary folder (a `PathBuf`) and returning a future of an empty store.
 /// A check-in that names a person deleted meanwhile (the gallery answered
 /// just before the deletion) is refused as not found, not as a store fault.
 pub async fn refuses_check_ins_of_people_who_are_gone(store: &dyn Store) {
@@ -178,6 +176,8 @@ pub async fn refuses_check_ins_of_people_who_are_gone(store: &dyn Store) {
     assert!(store.check_ins(&CheckInQuery::default()).await.unwrap().is_empty());
 }
 
+/// Runs the whole contract against a backend. `$make` is a closure taking a
+/// fresh temporary folder (a `PathBuf`) and returning a future of an empty store.
 #[macro_export]
 macro_rules! store_contract_tests {
     ($make:expr) => {
